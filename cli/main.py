@@ -1,0 +1,44 @@
+"""Entry point of the ``nca`` command.
+
+Subcommands are imported on first use, so ``nca simulate`` starts without loading
+PyTorch and works where it is not installed.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of the click command
+SUBCOMMANDS = {
+    "train": "cli.train:train",
+    "evaluate": "cli.evaluate:evaluate",
+    "export": "cli.export:export",
+    "simulate": "cli.simulate:simulate",
+    "analyze": "cli.analyze:analyze",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when the subcommand runs."""
+
+    def list_commands(self, ctx):
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx, cmd_name):
+        target = SUBCOMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="nca")
+def main():
+    """Train, simulate and analyse neural cellular automata that segment images."""
+
+
+if __name__ == "__main__":
+    main()

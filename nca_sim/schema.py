@@ -20,8 +20,15 @@ rgb           colour channels of an image.
 
 Stores are preallocated to the requested number of steps, so the shapes never
 change while a run writes. The root attribute ``steps_done`` says how many steps
-hold data; later entries hold the fill value (NaN for floats, -1 for integers)
-until they are written. ``complete`` is true once the run has finished.
+hold data: the entries of steps 0..steps_done are written, and later entries hold
+the fill value (NaN for floats, -1 for integers) until they are written.
+``complete`` is true once the run has finished.
+
+Besides the variables below, the root group holds the coordinates ``step``,
+``snapshot_step`` and ``class``, and the subgroup ``resume`` (hidden from
+``xarray.open_zarr`` of the root) contains two slots of resume state: ``state``
+``(resume_slot, y, x, channel)`` float32 and ``info`` ``(resume_slot,)`` JSON
+strings; the root attribute ``resume_slot`` names the valid slot.
 """
 
 from __future__ import annotations
@@ -93,4 +100,15 @@ REQUIRED_ATTRS = (
     "shift_every",  # int, 0 for a fixed image
     "change",  # "shift" | "swap" | "none"
     "versions",  # {"nca": ..., "numpy": ..., "numba": ..., "xarray": ..., "zarr": ...}
+)
+
+# Root attributes that the recorder adds to REQUIRED_ATTRS, all plain JSON.
+RECORDER_ATTRS = (
+    "resume_slot",  # int, the slot of group "resume" that matches steps_done; -1 before the first flush
+    "stats_interval",  # int, steps between refreshes of batch/instance normalization statistics
+    "max_shift",  # int, pixels, largest offset of a "shift" change
+    "shift_fill_color",  # [r, g, b] in [0, 1], colour of pixels that a shift vacates
+    "clock_rates",  # str or None, the per-cell rate distribution of the "clock" schedule
+    "input",  # str, where the input images came from
+    "created",  # str, ISO 8601 time of creation (UTC)
 )

@@ -1,11 +1,18 @@
 """Cell updates per second: the PyTorch synchronous step against each simulator schedule.
 
 Runs, in one process and on the same rule and grid, the PyTorch ``SegmentationNCA.step``
-(batch 1, every cell fires) and each :class:`nca_sim.engine.Simulator` schedule,
-and prints a Markdown table of cell updates per second and the ratio to PyTorch.
-The rule is the default architecture (48 state channels, 64 hidden, 4 layers,
-full perception) with random weights. Its update layer is scaled down so that
-long runs stay finite, because NaN arithmetic would distort the timings.
+(batch 1, every cell fires, ``torch.inference_mode``, warmed up) with 2 and 1
+intra-op threads, and each :class:`nca_sim.engine.Simulator` schedule with 2 and
+1 threads. The whole set is measured ``--runs`` times, interleaved, so that every
+run compares PyTorch and the simulator under the same load. Prints a Markdown
+table of cell updates per second and the ratios to PyTorch with 2 and 1 threads.
+
+Rules (random weights, update layer scaled down so that long runs stay finite,
+because NaN arithmetic would distort the timings):
+
+- ``default``: ``Architecture()``, 48 state, 64 hidden, 4 layers, full perception.
+- ``depthwise``: ``Architecture(state_channels=24, hidden_channels=64, num_layers=3,
+  perception="depthwise")``.
 
     NUMBA_NUM_THREADS=2 python benchmarks/bench_simulator.py --sizes 64 256 1024
 """
@@ -39,9 +46,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def make_model(seed: int = 0) -> SegmentationNCA:
+RULES = {
+    "default": Architecture(),
+    "depthwise": Architecture(state_channels=24, hidden_channels=64, num_layers=3, perception="depthwise"),
+}
+
+
+def make_model(arch: Architecture, seed: int = 0) -> SegmentationNCA:
     torch.manual_seed(seed)
-    model = SegmentationNCA(Architecture()).eval()
+    model = SegmentationNCA(arch).eval()
     with torch.no_grad():
         model.update.weight.mul_(0.3)
         model.update.bias.mul_(0.3)
@@ -56,10 +69,11 @@ def steps_for(size: int, seconds: float) -> int:
 def time_torch(model, image: np.ndarray, steps: int, threads: int) -> float:
     """Return PyTorch cell updates per second for synchronous steps."""
     torch.set_num_threads(threads)
-    with torch.no_grad():
+    with torch.inference_mode():
         cell_input = model.encode_image(torch.from_numpy(image).permute(2, 0, 1)[None].contiguous())
         state = model.initial_state(1, image.shape[0], image.shape[1])
-        state, _ = model.step(state, cell_input, update_probability=1.0)  # warm-up
+        for _ in range(3):  # warm-up: the first steps allocate and pick kernels
+            state, _ = model.step(state, cell_input, update_probability=1.0)
         start = time.perf_counter()
         for _ in range(steps):
             state, _ = model.step(state, cell_input, update_probability=1.0)
@@ -83,47 +97,60 @@ def time_simulator(rule, image: np.ndarray, schedule: str, steps: int, threads: 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256, 1024], help="grid side lengths, in cells")
+    parser.add_argument("--rules", nargs="+", default=list(RULES), choices=list(RULES), help="rules to measure")
     parser.add_argument("--seconds", type=float, default=2.0, help="target duration of each timing, in seconds")
+    parser.add_argument("--runs", type=int, default=2, help="repetitions of every timing, interleaved")
     parser.add_argument("--threads", type=int, nargs="+", default=[2, 1], help="simulator thread counts")
-    parser.add_argument(
-        "--torch-threads", type=int, nargs="+", default=[2, 1],
-        help="PyTorch intra-op thread counts; the first is the reference of the ratio column",
-    )
+    parser.add_argument("--schedules", nargs="+", default=list(SCHEDULES), choices=SCHEDULES)
     args = parser.parse_args()
 
-    model = make_model()
-    rule = model.to_rule()
-    arch = rule.architecture
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores visible")
     print(
-        f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__}, "
-        f"PyTorch {torch.__version__}, NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
+        f"Python {platform.python_version()}, NumPy {np.__version__}, Numba {numba.__version__} "
+        f"({numba.config.THREADING_LAYER} threading layer), PyTorch {torch.__version__}, "
+        f"NUMBA_NUM_THREADS={numba.config.NUMBA_NUM_THREADS}"
     )
-    print(
-        f"Rule: {arch.state_channels} state, {arch.hidden_channels} hidden, {arch.num_layers} layers, "
-        f"{arch.perception} perception, {multiply_adds_per_cell(arch):,} multiply-adds per cell"
-    )
+    for name in args.rules:
+        arch = RULES[name]
+        print(
+            f"Rule {name}: {arch.state_channels} state, {arch.hidden_channels} hidden, {arch.num_layers} layers, "
+            f"{arch.perception} perception, {multiply_adds_per_cell(arch):,} multiply-adds per cell"
+        )
+    runs = range(1, args.runs + 1)
     print()
-    print("| grid | steps | runner | threads | cell updates/s | ratio to PyTorch |")
-    print("|---|---|---|---|---|---|")
-    for size in args.sizes:
-        image = np.random.default_rng(size).random((size, size, 3), dtype=np.float32)
-        steps = steps_for(size, args.seconds)
-        reference = None
-        for threads in args.torch_threads:
-            rate = time_torch(model, image, steps, threads)
-            reference = reference or rate
-            print(
-                f"| {size}x{size} | {steps} | PyTorch sync | {threads} | {rate:,.0f} | {rate / reference:.2f} |",
-                flush=True,
-            )
-        for schedule in SCHEDULES:
-            for threads in args.threads:
-                rate = time_simulator(rule, image, schedule, steps, threads)
-                print(
-                    f"| {size}x{size} | {steps} | {schedule} | {threads} | {rate:,.0f} | {rate / reference:.2f} |",
-                    flush=True,
-                )
+    print(
+        "| rule | grid | steps | runner | threads | "
+        + " | ".join(f"updates/s, run {r}" for r in runs)
+        + " | "
+        + " | ".join(f"ratio to PyTorch 2 threads, run {r}" for r in runs)
+        + " | "
+        + " | ".join(f"ratio to PyTorch 1 thread, run {r}" for r in runs)
+        + " |"
+    )
+    print("|---" * (5 + 3 * args.runs) + "|")
+    for name in args.rules:
+        model = make_model(RULES[name])
+        rule = model.to_rule()
+        for size in args.sizes:
+            image = np.random.default_rng(size).random((size, size, 3), dtype=np.float32)
+            steps = steps_for(size, args.seconds)
+            rows = [("PyTorch sync", 2), ("PyTorch sync", 1)]
+            rows += [(schedule, threads) for schedule in args.schedules for threads in args.threads]
+            rates = {row: [] for row in rows}
+            for _ in runs:
+                for runner, threads in rows:
+                    if runner == "PyTorch sync":
+                        rate = time_torch(model, image, steps, threads)
+                    else:
+                        rate = time_simulator(rule, image, runner, steps, threads)
+                    rates[runner, threads].append(rate)
+            torch_2, torch_1 = rates["PyTorch sync", 2], rates["PyTorch sync", 1]
+            for runner, threads in rows:
+                values = rates[runner, threads]
+                cells = [f"{v:,.0f}" for v in values]
+                cells += [f"{v / t:.2f}" for v, t in zip(values, torch_2)]
+                cells += [f"{v / t:.2f}" for v, t in zip(values, torch_1)]
+                print(f"| {name} | {size}x{size} | {steps} | {runner} | {threads} | " + " | ".join(cells) + " |", flush=True)
 
 
 if __name__ == "__main__":

@@ -73,7 +73,7 @@ def _overrides(options: dict) -> dict:
 @click.option("--num-synthetic", type=int, help="Images in the synthetic dataset.  [default: 512]")
 @click.option("--augment/--no-augment", default=None, help="Random flips and other augmentations.  [default: on]")
 # training
-@click.option("--iterations", type=int, help="Total optimizer steps, one mini-unroll each.  [default: 25]")
+@click.option("--iterations", type=int, help="Total optimizer steps, one mini-unroll each.  [default: 20]")
 @click.option("--batch-size", type=int, help="Samples per batch, also the pool size.  [default: 32]")
 @click.option("--lr", type=float, help="Adam learning rate.  [default: 3e-4]")
 @click.option("--target-steps", type=int, help="T, the rollout length trained for.  [default: 40]")
@@ -91,10 +91,10 @@ def train(config_path, out, resume, **options):
 
     With no options it trains the default model (d=48, 64 hidden channels, 4
     layers, full 3x3 perception, 41K parameters) on the built-in synthetic
-    dataset at 64x64 for 25 iterations of batch 32: a check of the whole
-    pipeline that takes about 2 to 5 minutes on 2 CPU cores. The loss falls, but
-    the model does not segment yet. docs/training.md gives settings that learn
-    within 30 minutes on a CPU.
+    dataset at 64x64 for 20 iterations of batch 32: a check of the whole
+    pipeline that takes 2 to 4 minutes on 2 CPU cores. This model does not learn
+    to segment in that time; docs/training.md gives a smaller model and settings
+    that learn within 30 minutes on a CPU.
     """
     from nca_train.checkpoint import CheckpointError, load_checkpoint
     from nca_train.config import ConfigError, TrainConfig, load_config

@@ -130,6 +130,9 @@ class Simulator:
         self._batch_stats = arch.normalization in ("batch", "instance")
         d = arch.state_channels
         self._shift = np.zeros(d, np.float32)
+        self._depthwise = arch.perception == "depthwise"
+        # Depthwise rules: each cell's pointwise-layer output, (h, w, hidden); see kernels.pointwise_grid.
+        self._pointwise: np.ndarray | None = None
         self._scale = np.ones(d, np.float32)
         self._clock_rates_request = clock_rates
 
@@ -250,7 +253,18 @@ class Simulator:
             kernels.channel_statistics(self._state, self._eps, self._shift, self._scale)
 
         numba.set_num_threads(self.threads)
-        common = (self._config, self._eps, self._shift, self._scale, self._term, tuple(self._weights))
+        weights = tuple(self._weights)
+        if self._pointwise is None:
+            hidden = self.rule.architecture.hidden_channels
+            shape = (self.height, self.width, hidden) if self._depthwise else (1, 1, hidden)
+            self._pointwise = np.zeros(shape, np.float32)
+        if self._depthwise:
+            # Refreshed every step, since the state, the image or the statistics
+            # may have changed since the last one; in-place updates keep it exact.
+            kernels.pointwise_grid(
+                self._state, self._config, self._eps, self._shift, self._scale, self._term, weights, self._pointwise
+            )
+        common = (self._config, self._eps, self._shift, self._scale, self._term, self._pointwise, weights)
         if self.schedule in ("sync", "bernoulli"):
             updates = np.zeros(self.height, np.int64)
             gate_sums = np.zeros(self.height, np.float64)

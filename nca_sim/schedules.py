@@ -1,4 +1,4 @@
-"""Update schedules: which cells apply :func:`~nca_sim.kernels.update_cell`, in what order, and when.
+"""Update schedules: which cells apply :func:`~nca_sim.kernels.update_cells`, in what order, and when.
 
 - ``sync`` and ``bernoulli``: every cell reads the same snapshot and the new
   states go to a second grid. ``bernoulli`` lets each cell fire with probability
@@ -30,12 +30,13 @@ import numpy as np
 from numba import prange
 
 from nca_sim.kernels import (
+    BATCH,
     CONFIG_PADDING,
     CONFIG_RESET_GATE,
     independent_cells,
     make_scratch_jit,
-    update_cell,
-    update_cell_pair,
+    store_cells,
+    update_cells,
 )
 from nca_sim.numba_config import parallel_jit, serial_jit
 from nca_sim.random import below, exponential, fill_normal, uniform
@@ -64,44 +65,45 @@ def _draw_noise(streams, stream, noise, use_noise, i, j, z):
 
 @parallel_jit
 def synchronous_step(
-    state, new_state, probability, config, eps, shift, scale, term, weights, streams, noise, use_noise,
+    state, new_state, probability, config, eps, shift, scale, term, pointwise, weights, streams, noise, use_noise,
     row_updates, row_gate_sums,
 ):
     """Write the next state of every cell into ``new_state``; a cell fires with ``probability``.
 
     Per row, counts of fired cells go to ``row_updates`` and sums of their gate
-    values to ``row_gate_sums``. Fired cells are computed two at a time, which
-    is exact because they all read the snapshot ``state``.
+    values to ``row_gate_sums``. The fired cells of a row are computed in
+    batches of ``BATCH``, which is exact because they all read the snapshot ``state``.
     """
     height, width, d = state.shape
-    hidden = term.shape[2]
+    hidden = weights[5].shape[0]
     gate = config[CONFIG_RESET_GATE]
     for i in prange(height):
-        scratch = make_scratch_jit(d, hidden)
-        z_a, z_b, out_a, out_b = scratch[6], scratch[7], scratch[8], scratch[9]
+        scratch = make_scratch_jit(d, hidden, BATCH)
+        z, out = scratch[4], scratch[5]
+        rows = np.full(BATCH, i, np.int64)
+        cols = np.empty(BATCH, np.int64)
         updates = 0
         gate_sum = 0.0
-        pending = -1  # a fired cell of this row that waits for a partner
+        n = 0
         for j in range(width):
             if probability < 1.0 and uniform(streams, i) >= probability:
                 new_state[i, j] = state[i, j]
                 continue
-            if pending < 0:
-                pending = j
-                if gate:
-                    _draw_noise(streams, i, noise, use_noise, i, j, z_a)
-                continue
             if gate:
-                _draw_noise(streams, i, noise, use_noise, i, j, z_b)
-            gate_sum += update_cell_pair(state, i, pending, i, j, config, eps, shift, scale, term, weights, scratch)
-            new_state[i, pending] = out_a
-            new_state[i, j] = out_b
-            updates += 2
-            pending = -1
-        if pending >= 0:
-            gate_sum += update_cell(state, i, pending, config, eps, shift, scale, term, weights, scratch)
-            new_state[i, pending] = out_a
-            updates += 1
+                _draw_noise(streams, i, noise, use_noise, i, j, z[n])
+            cols[n] = j
+            n += 1
+            if n == BATCH:
+                gate_sum += update_cells(state, rows, cols, n, config, eps, shift, scale, term, pointwise, weights, scratch)
+                for b in range(n):
+                    new_state[i, cols[b]] = out[b]
+                updates += n
+                n = 0
+        if n > 0:
+            gate_sum += update_cells(state, rows, cols, n, config, eps, shift, scale, term, pointwise, weights, scratch)
+            for b in range(n):
+                new_state[i, cols[b]] = out[b]
+            updates += n
         row_updates[i] = updates
         row_gate_sums[i] = gate_sum
 
@@ -114,28 +116,39 @@ def _shuffle(values, streams, stream):
         values[k], values[other] = values[other], values[k]
 
 
+@serial_jit
+def _joins_batch(i, j, rows, cols, n, height, width, padding):
+    """Return True when cell (i, j) is independent of the ``n`` cells already in the batch."""
+    for b in range(n):
+        if not independent_cells(rows[b], cols[b], i, j, height, width, padding):
+            return False
+    return True
+
+
 @parallel_jit
 def asynchronous_step(
-    state, bands, tile, config, eps, shift, scale, term, weights, streams, noise, use_noise, band_updates,
-    band_gate_sums,
+    state, bands, tile, config, eps, shift, scale, term, pointwise, weights, streams, noise, use_noise,
+    band_updates, band_gate_sums,
 ):
     """Update every cell once, in place, in a random order per band of rows (``bands`` from :func:`band_rows`).
 
     A band is cut into ``tile`` x ``tile`` tiles. The tiles are visited in a
     random order and the cells of a tile in a random order, so that a tile's
-    state stays in the cache while its cells update. Two consecutive cells of
-    the order that do not read each other are computed together. The result is
-    the same as updating them one after the other.
+    state stays in the cache while its cells update. Consecutive cells of the
+    order that do not read each other (up to ``BATCH``) are computed together.
+    The result is the same as updating them one after the other.
     """
     height, width, d = state.shape
-    hidden = term.shape[2]
+    hidden = weights[5].shape[0]
     gate = config[CONFIG_RESET_GATE]
     padding = config[CONFIG_PADDING]
     for b in prange(bands.shape[0] - 1):
         first_row = bands[b]
         last_row = bands[b + 1]
-        scratch = make_scratch_jit(d, hidden)
-        z_a, z_b, out_a, out_b = scratch[6], scratch[7], scratch[8], scratch[9]
+        scratch = make_scratch_jit(d, hidden, BATCH)
+        z = scratch[4]
+        rows = np.empty(BATCH, np.int64)
+        cols = np.empty(BATCH, np.int64)
         tiles_y = (last_row - first_row + tile - 1) // tile
         tiles_x = (width + tile - 1) // tile
         tile_order = np.arange(tiles_y * tiles_x)
@@ -158,26 +171,20 @@ def asynchronous_step(
 
             k = 0
             while k < count:
-                i_a = order[k] // width
-                j_a = order[k] % width
-                if gate:
-                    _draw_noise(streams, first_row, noise, use_noise, i_a, j_a, z_a)
-                if k + 1 < count:
-                    i_b = order[k + 1] // width
-                    j_b = order[k + 1] % width
-                    if independent_cells(i_a, j_a, i_b, j_b, height, width, padding):
-                        if gate:
-                            _draw_noise(streams, first_row, noise, use_noise, i_b, j_b, z_b)
-                        gate_sum += update_cell_pair(
-                            state, i_a, j_a, i_b, j_b, config, eps, shift, scale, term, weights, scratch
-                        )
-                        state[i_a, j_a] = out_a
-                        state[i_b, j_b] = out_b
-                        k += 2
-                        continue
-                gate_sum += update_cell(state, i_a, j_a, config, eps, shift, scale, term, weights, scratch)
-                state[i_a, j_a] = out_a
-                k += 1
+                n = 0
+                while k < count and n < BATCH:
+                    i = order[k] // width
+                    j = order[k] % width
+                    if not _joins_batch(i, j, rows, cols, n, height, width, padding):
+                        break
+                    if gate:
+                        _draw_noise(streams, first_row, noise, use_noise, i, j, z[n])
+                    rows[n] = i
+                    cols[n] = j
+                    n += 1
+                    k += 1
+                gate_sum += update_cells(state, rows, cols, n, config, eps, shift, scale, term, pointwise, weights, scratch)
+                store_cells(state, rows, cols, n, config, eps, shift, scale, term, pointwise, weights, scratch)
         band_updates[b] = (last_row - first_row) * width
         band_gate_sums[b] = gate_sum
 
@@ -247,8 +254,8 @@ def draw_clock_times(start_time, rates, streams, width, next_time):
 
 @parallel_jit
 def clock_step(
-    state, bands, tile, end_time, next_time, rates, heap, config, eps, shift, scale, term, weights, streams, noise,
-    use_noise, band_updates, band_gate_sums,
+    state, bands, tile, end_time, next_time, rates, heap, config, eps, shift, scale, term, pointwise, weights,
+    streams, noise, use_noise, band_updates, band_gate_sums,
 ):
     """Apply every clock event before ``end_time``, in place, in time order per tile.
 
@@ -256,19 +263,21 @@ def clock_step(
     ``rates`` the clock rates, and ``heap`` the per-tile heaps from :func:`build_heaps`.
     A band visits its tiles in a random order and runs each tile's clocks up to
     ``end_time`` before the next tile. An event first draws the cell's next fire
-    time, then its reset noise. When the next event is at a cell that neither
-    reads nor is read by the current one, the two updates are computed together
-    (the result does not depend on their order).
+    time, then its reset noise. Consecutive events at cells that do not read
+    each other (up to ``BATCH``) are computed together (the result does not
+    depend on their order).
     """
     height, width, d = state.shape
-    hidden = term.shape[2]
+    hidden = weights[5].shape[0]
     gate = config[CONFIG_RESET_GATE]
     padding = config[CONFIG_PADDING]
     for b in prange(bands.shape[0] - 1):
         first_row = bands[b]
         last_row = bands[b + 1]
-        scratch = make_scratch_jit(d, hidden)
-        z_a, z_b, out_a, out_b = scratch[6], scratch[7], scratch[8], scratch[9]
+        scratch = make_scratch_jit(d, hidden, BATCH)
+        z = scratch[4]
+        rows = np.empty(BATCH, np.int64)
+        cols = np.empty(BATCH, np.int64)
         tile_order = np.arange(_tile_count(first_row, last_row, width, tile))
         _shuffle(tile_order, streams, first_row)
         updates = 0
@@ -277,31 +286,24 @@ def clock_step(
             y0, y1, x0, x1, offset = _tile_bounds(first_row, last_row, width, tile, t)
             region = heap[offset : offset + (y1 - y0) * (x1 - x0)]
             while next_time[region[0]] < end_time:
-                cell_a = region[0]
-                i_a = cell_a // width
-                j_a = cell_a % width
-                next_time[cell_a] += exponential(streams, first_row, rates[cell_a])
-                _sift_down(region, 0, next_time)
-                if gate:
-                    _draw_noise(streams, first_row, noise, use_noise, i_a, j_a, z_a)
-
-                cell_b = region[0]
-                i_b = cell_b // width
-                j_b = cell_b % width
-                if next_time[cell_b] < end_time and independent_cells(i_a, j_a, i_b, j_b, height, width, padding):
-                    next_time[cell_b] += exponential(streams, first_row, rates[cell_b])
+                n = 0
+                while n < BATCH:
+                    cell = region[0]
+                    if next_time[cell] >= end_time:
+                        break
+                    i = cell // width
+                    j = cell % width
+                    if not _joins_batch(i, j, rows, cols, n, height, width, padding):
+                        break
+                    next_time[cell] += exponential(streams, first_row, rates[cell])
                     _sift_down(region, 0, next_time)
                     if gate:
-                        _draw_noise(streams, first_row, noise, use_noise, i_b, j_b, z_b)
-                    gate_sum += update_cell_pair(
-                        state, i_a, j_a, i_b, j_b, config, eps, shift, scale, term, weights, scratch
-                    )
-                    state[i_a, j_a] = out_a
-                    state[i_b, j_b] = out_b
-                    updates += 2
-                else:
-                    gate_sum += update_cell(state, i_a, j_a, config, eps, shift, scale, term, weights, scratch)
-                    state[i_a, j_a] = out_a
-                    updates += 1
+                        _draw_noise(streams, first_row, noise, use_noise, i, j, z[n])
+                    rows[n] = i
+                    cols[n] = j
+                    n += 1
+                gate_sum += update_cells(state, rows, cols, n, config, eps, shift, scale, term, pointwise, weights, scratch)
+                store_cells(state, rows, cols, n, config, eps, shift, scale, term, pointwise, weights, scratch)
+                updates += n
         band_updates[b] = updates
         band_gate_sums[b] = gate_sum

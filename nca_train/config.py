@@ -66,9 +66,9 @@ class TrainingConfig:
 
     # Optimizer steps (iterations). One iteration is one mini-unroll of unroll_steps steps.
     # The default keeps a run with the default model and batch under 5 minutes on 2 CPU cores
-    # (about 5 s per iteration, measured with PyTorch 2.13); it checks the pipeline, and a
-    # useful model needs thousands of iterations (docs/training.md).
-    iterations: int = 25
+    # (5 to 12 s per iteration with PyTorch 2.13, idle or shared cores). It checks the
+    # pipeline only: a useful model needs thousands of iterations (docs/training.md).
+    iterations: int = 20
     batch_size: int = 32
     learning_rate: float = 3e-4
     # T: the rollout length the model is trained for.

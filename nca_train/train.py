@@ -264,6 +264,10 @@ def train(
 
     Raises
     ------
+    RunDirectoryError
+        When ``run_dir`` is not empty on a new run, or has no checkpoint on resume.
+    ConfigError
+        When a resume changes the model options, batch size or full-unroll mode.
     TrainingDivergedError
         When the loss, a state or a weight is not finite. The message names the
         iteration, and the last checkpoint written before it is kept unchanged.
@@ -313,7 +317,7 @@ def train(
         optimizer.load_state_dict(payload["optimizer"])
         for group in optimizer.param_groups:
             group["lr"] = settings.learning_rate
-        if pool is not None:
+        if pool is not None and payload["pool"] is not None:
             saved_pool = payload["pool"]
             pool.load_state_dict({
                 "state_age": saved_pool["state_age"].numpy(),

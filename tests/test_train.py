@@ -347,6 +347,27 @@ def test_evaluate_command_table_and_json(cli_run):
     assert "positive step counts" in result.output
 
 
+def test_evaluate_command_simulator_schedules(cli_run):
+    run_dir, _ = cli_run
+    runner = CliRunner()
+    for schedule in ("sync", "async"):
+        result = runner.invoke(main, ["evaluate", str(run_dir / "rule.npz"), "--steps", "2,4", "--size", "12",
+                                      "--schedule", schedule, "--limit", "2", "--json"])
+        assert result.exit_code == 0, result.output
+        document = json.loads(result.output)
+        assert document["schedule"] == schedule
+        assert document["images"] == 2
+        assert sorted(document["results"]) == ["2", "4"]
+        assert document["simulator"]["cell_updates"] == 2 * 4 * 12 * 12
+        present = [v for v in document["results"]["4"]["per_class"].values() if v is not None]
+        assert all(0.0 <= v <= 1.0 for v in present)
+
+    result = runner.invoke(main, ["evaluate", str(run_dir / "rule.npz"), "--steps", "2", "--size", "12",
+                                  "--schedule", "async", "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    assert "schedule async" in result.output.splitlines()[0]
+
+
 def test_evaluate_matches_direct_rollout(cli_run):
     from nca_train.data import open_dataset
     from nca_train.evaluate import evaluate_model, load_model
@@ -385,3 +406,12 @@ def test_export_command(tmp_path, cli_run):
     assert result.exit_code != 0
     assert "not a readable nca checkpoint" in result.output
     assert not (tmp_path / "new.npz").exists()
+
+
+def test_resume_of_run_with_zero_iterations(tmp_path):
+    run_dir = tmp_path / "run"
+    train(tiny_config(training={"iterations": 0}), run_dir, log=quiet)
+    assert load_checkpoint(run_dir)["iteration"] == 0
+    result = train(tiny_config(training={"iterations": 2}), run_dir, resume=True, log=quiet)
+    assert result.iterations == 2
+    assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2]

@@ -92,7 +92,8 @@ def analyze_iou(store, *, tolerance: float = 0.02, baseline_steps: int = 5) -> x
     """
     dataset, check = open_store(store)
     require(dataset, check, ["iou"], analysis="the IoU analysis",
-            hint="labels were not recorded, so there is no IoU; pass a label mask to `nca simulate`")
+            hint="labels were not recorded, so there is no IoU; simulate images of a dataset folder "
+                 "(`nca simulate --input DATASET`), whose labels are recorded")
     notes = list(check.notes)
     iou = dataset["iou"].load()
     classes = [str(name) for name in iou["class"].values] if "class" in iou.coords else \

@@ -144,7 +144,7 @@ def render_movie(store, *, scale: int | None = None, max_frames: int | None = No
         notes.append("the input images or their indices were not recorded, so the image panel is left out")
     has_state = "state" in dataset.variables
     if not has_state:
-        notes.append("the full state was not recorded (run `nca simulate` with state snapshots), "
+        notes.append("the full state was not recorded (run `nca simulate` with --record-state), "
                      "so the state panel is left out")
     else:
         mean, axes, scales = _fit_pca(dataset["state"].isel(snapshot=snapshots))

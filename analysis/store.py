@@ -71,14 +71,17 @@ def open_store(path) -> tuple[xr.Dataset, StoreCheck]:
     """
     path = Path(path)
     if not path.exists():
-        raise StoreError(f"store {str(path)!r} not found; write one with `nca simulate RULE IMAGE -o RUN.zarr`")
+        raise StoreError(f"store {str(path)!r} not found; write one with `nca simulate --rule RULE.npz -o RUN.zarr`")
     try:
         with warnings.catch_warnings():
             # A store without consolidated metadata opens fine, but xarray warns about it.
             warnings.simplefilter("ignore", RuntimeWarning)
             dataset = xr.open_zarr(path, consolidated=None)
     except (OSError, ValueError, KeyError) as error:
-        raise StoreError(f"{str(path)!r} is not a readable Zarr store: {error}") from error
+        raise StoreError(
+            f"{str(path)!r} is not a readable Zarr store ({error}); "
+            "give a trajectory store written by `nca simulate -o RUN.zarr`"
+        ) from error
 
     attrs = dataset.attrs
     notes = []

@@ -24,15 +24,15 @@ def _parse_steps(ctx, param, value: str) -> list[int]:
 @click.option("--data", help="Dataset folder; default: the one the checkpoint was trained on (synthetic for a rule file).")
 @click.option("--split", type=click.Choice(["train", "test", "all"]), default="test", show_default=True,
               help="Dataset split to evaluate.")
-@click.option("--size", type=int, help="Side of the square state grid in cells; default: the checkpoint's, else 64.")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Images rolled out together.")
+@click.option("--size", type=click.IntRange(min=3), help="Side of the square state grid in cells; default: the checkpoint's, else 64.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images rolled out together.")
 @click.option("--schedule", type=click.Choice(["torch", "sync", "bernoulli", "async", "clock"]), default="torch",
               show_default=True,
               help="torch: the PyTorch model in batches. Otherwise the Numba simulator, one image at a time, "
                    "with this update schedule.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the initial states and update masks; the simulator uses SEED + i for image i.")
-@click.option("--threads", type=int, default=0, show_default=True,
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True,
               help="CPU threads: for torch, 0 uses every core; for the simulator, 0 means 1 "
                    "(async and clock trajectories depend on the thread count).")
 @click.option("--limit", type=click.IntRange(min=1), help="Evaluate only the first N images of the split.")

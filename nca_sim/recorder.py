@@ -266,15 +266,17 @@ class Recorder:
         path = Path(path)
         replaced = None
         if path.exists() or path.is_symlink():
-            if not overwrite:
-                raise StoreError(
-                    f"store {str(path)!r} already exists: continue it with --resume, replace it with "
-                    "--overwrite, or choose another output path"
-                )
+            # Checked first, so that the message for a folder of other files does not
+            # suggest --resume or --overwrite, neither of which can use it.
             if not path.is_dir() or not (_is_trajectory_store(path) or not any(path.iterdir())):
                 raise StoreError(
                     f"{str(path)!r} exists and is not an nca trajectory store, so --overwrite will not delete it; "
                     "remove it yourself or choose another output path"
+                )
+            if not overwrite:
+                raise StoreError(
+                    f"store {str(path)!r} already exists: continue it with --resume, replace it with "
+                    "--overwrite, or choose another output path"
                 )
             replaced = WriterLock(path)  # refuse to replace a store that another process writes
 

@@ -273,6 +273,10 @@ def save_rule(rule: Rule, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **arrays)
+        # mkstemp creates the file readable by its owner only; give it the usual umask-based mode.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -288,10 +292,17 @@ def load_rule(path: str | os.PathLike) -> Rule:
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise RuleFileError(f"{str(path)!r} is not a rule file (.npz archive): {error}") from error
+        # NumPy's own message for a non-archive talks about pickles and allow_pickle,
+        # which would mislead: a rule file is never a pickle.
+        raise RuleFileError(
+            f"{str(path)!r} is not a rule file (not an .npz archive); write one with `nca export CHECKPOINT -o RULE`"
+        ) from error
     with archive:
         if "architecture" not in archive.files:
-            raise RuleFileError(f"{str(path)!r} has no 'architecture' entry, so it is not an nca rule file")
+            raise RuleFileError(
+                f"{str(path)!r} has no 'architecture' entry, so it is not an nca rule file; "
+                "write one with `nca export CHECKPOINT -o RULE`"
+            )
         try:
             header = json.loads(archive["architecture"].tobytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -76,10 +76,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         path = path / "checkpoint.pt"
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} not found; give a checkpoint.pt or its run directory")
+    if path.suffix == ".npz":
+        raise CheckpointError(
+            f"{str(path)!r} is a rule file, not a checkpoint; give the checkpoint.pt written by `nca train` "
+            "(a rule file goes to `nca simulate --rule` or `nca evaluate`)"
+        )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several unrelated types for corrupt files
-        raise CheckpointError(f"{str(path)!r} is not a readable nca checkpoint: {error}") from error
+        # Keep only torch's first sentence: its weights-only message runs to several
+        # lines and suggests weights_only=False, which would run code from the file.
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0].split(". ")[0].rstrip(".")
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable nca checkpoint ({reason}); "
+            "give a checkpoint.pt written by `nca train`, or its run directory"
+        ) from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{str(path)!r} is not an nca checkpoint (format field is not {CHECKPOINT_FORMAT!r})")
     if payload.get("format_version") != CHECKPOINT_VERSION:

@@ -174,6 +174,11 @@ def load_config(
             raise ConfigError(f"config file {str(path)!r} not found; check the path given to --config") from None
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"config file {str(path)!r} is not valid TOML: {error}") from error
+        except UnicodeDecodeError:
+            # TOML is UTF-8 text; this is usually an image or another binary file.
+            raise ConfigError(
+                f"config file {str(path)!r} is not UTF-8 text; give a TOML file with [model], [data] and [training] tables"
+            ) from None
         apply_overrides(config, data, origin=str(path))
     if overrides:
         apply_overrides(config, overrides, origin="command line")

@@ -76,7 +76,7 @@ def test_plot_iou_writes_png(tmp_path):
 
 def test_analyze_iou_without_labels_says_so(tmp_path):
     path = write_store(tmp_path / "run.zarr", record_labels=False)
-    with pytest.raises(MissingDataError, match="labels were not recorded"):
+    with pytest.raises(MissingDataError, match=r"labels were not recorded.*nca simulate --input DATASET"):
         analyze_iou(path)
 
 

@@ -28,7 +28,7 @@ def test_movie_without_state_has_two_panels(tmp_path):
     path = write_store(tmp_path / "run.zarr", steps=20, snapshot_every=10, record_state=False, height=6, width=6)
     result = render_movie(path, scale=1)
     assert result.attrs["panels"] == ["image", "classes"]
-    assert any("full state was not recorded" in note for note in result.attrs["notes"])
+    assert any("full state was not recorded (run `nca simulate` with --record-state)" in note for note in result.attrs["notes"])
     assert result["frames"].shape == (3, HEADER + 6, 2 * 6 + 4, 3)
 
 

@@ -53,14 +53,14 @@ def test_variable_with_wrong_dims_is_dropped(tmp_path):
 
 
 def test_missing_path_raises(tmp_path):
-    with pytest.raises(StoreError, match="not found"):
+    with pytest.raises(StoreError, match=r"not found; write one with `nca simulate --rule RULE.npz -o RUN.zarr`"):
         open_store(tmp_path / "absent.zarr")
 
 
 def test_non_store_raises(tmp_path):
     path = tmp_path / "notes.zarr"
     path.mkdir()
-    with pytest.raises(StoreError, match="not a readable Zarr store"):
+    with pytest.raises(StoreError, match="not a readable Zarr store.*give a trajectory store written by `nca simulate"):
         open_store(path)
 
 

@@ -296,6 +296,9 @@ def test_overwrite_refuses_other_directories(tmp_path, rule):
     images, labels = make_inputs(layout)
     with pytest.raises(StoreError, match="is not an nca trajectory store"):
         Recorder.create(path, layout, rule=rule, images=images, labels=labels, attrs=ATTRS, overwrite=True)
+    # Without --overwrite the message must not suggest --resume, which cannot use this folder either.
+    with pytest.raises(StoreError, match="is not an nca trajectory store, so --overwrite will not delete it"):
+        Recorder.create(path, layout, rule=rule, images=images, labels=labels, attrs=ATTRS)
     assert (path / "keep.txt").read_text() == "data"
 
 

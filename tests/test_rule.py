@@ -119,7 +119,17 @@ def test_load_rule_missing_file(tmp_path):
 def test_load_rule_not_an_archive(tmp_path):
     path = tmp_path / "rule.npz"
     path.write_text("hello")
-    with pytest.raises(RuleFileError, match="not a rule file"):
+    with pytest.raises(RuleFileError, match="not a rule file") as caught:
+        load_rule(path)
+    assert "pickle" not in str(caught.value)
+    assert str(caught.value).endswith("write one with `nca export CHECKPOINT -o RULE`")
+
+
+def test_load_rule_archive_without_architecture(tmp_path):
+    # A zip archive of another kind, such as a PyTorch checkpoint or any .npz.
+    path = tmp_path / "other.npz"
+    np.savez(path, weights=np.zeros(3, np.float32))
+    with pytest.raises(RuleFileError, match="no 'architecture' entry.*write one with `nca export CHECKPOINT -o RULE`"):
         load_rule(path)
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from cli.main import main
 from nca_sim.rule import load_rule
-from nca_train.checkpoint import load_checkpoint
+from nca_train.checkpoint import CheckpointError, load_checkpoint
 from nca_train.config import ConfigError, load_config, to_toml
 from nca_train.train import RunDirectoryError, TrainingDivergedError, train
 
@@ -80,6 +80,13 @@ def test_config_file_errors(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_config_file_that_is_binary(tmp_path):
+    path = tmp_path / "photo.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)))
+    with pytest.raises(ConfigError, match="'.*photo.png' is not UTF-8 text; give a TOML file"):
         load_config(path)
 
 
@@ -346,6 +353,13 @@ def test_evaluate_command_table_and_json(cli_run):
     assert result.exit_code != 0
     assert "positive step counts" in result.output
 
+    # Out-of-range numbers are usage errors naming the option, not crashes or silent defaults.
+    for option, value in (("--size", "0"), ("--batch-size", "0"), ("--threads", "-2")):
+        result = runner.invoke(main, ["evaluate", str(run_dir), "--steps", "2", option, value])
+        assert result.exit_code == 2, result.output
+        assert f"Invalid value for '{option}'" in result.output
+        assert "Traceback" not in result.output
+
 
 def test_evaluate_command_simulator_schedules(cli_run):
     run_dir, _ = cli_run
@@ -406,6 +420,25 @@ def test_export_command(tmp_path, cli_run):
     assert result.exit_code != 0
     assert "not a readable nca checkpoint" in result.output
     assert not (tmp_path / "new.npz").exists()
+
+
+def test_load_checkpoint_of_other_files_is_one_short_message(tmp_path):
+    png = tmp_path / "photo.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    text = tmp_path / "config.toml"
+    text.write_text("[model]\nstate_channels = 4\n")
+    for path in (png, text):
+        with pytest.raises(CheckpointError) as caught:
+            load_checkpoint(path)
+        message = str(caught.value)
+        assert message.startswith(f"{str(path)!r} is not a readable nca checkpoint (")
+        assert message.endswith("give a checkpoint.pt written by `nca train`, or its run directory")
+        assert "\n" not in message and "weights_only" not in message
+
+    rule_file = tmp_path / "rule.npz"
+    rule_file.write_bytes(b"PK\x03\x04")
+    with pytest.raises(CheckpointError, match="'.*rule.npz' is a rule file, not a checkpoint"):
+        load_checkpoint(rule_file)
 
 
 def test_resume_of_run_with_zero_iterations(tmp_path):

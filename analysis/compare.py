@@ -8,6 +8,7 @@ import xarray as xr
 from analysis.growth import classify_growth
 from analysis.norms import series_for_fit
 from analysis.store import axis_label, open_store, run_label
+from nca_sim.schema import VARIABLES
 
 
 def compare_runs(stores, *, variable: str = "state_l1", window_fraction: float = 0.5,
@@ -33,6 +34,9 @@ def compare_runs(stores, *, variable: str = "state_l1", window_fraction: float =
     stores = list(stores)
     if not stores:
         raise ValueError("no stores given; pass at least one RUN.zarr")
+    per_step = sorted(name for name, spec in VARIABLES.items() if spec.dims == ("step",))
+    if variable not in per_step:
+        raise ValueError(f"variable {variable!r} is not a per-step variable of the store; choose one of {', '.join(per_step)}")
     notes, rows, arrays, labels = [], [], [], []
     label = variable
     for store in stores:

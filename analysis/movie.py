@@ -10,16 +10,15 @@ compare across frames. A header shows the step number.
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import xarray as xr
 
 from analysis.store import open_store, require, run_label
+from nca_sim.files import atomic_output
 from nca_sim.inputs import shift_image
 
 # RGB of background, object, boundary; further classes cycle through the extra colours.
@@ -197,9 +196,7 @@ def write_movie(result: xr.Dataset, path, *, fps: float = 10.0, format: str | No
         raise ValueError(f"fps={fps} is invalid: expected a positive number")
     frames = result["frames"].values
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".{format}", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path, suffix=f".{format}") as temporary:
         if format == "gif":
             from PIL import Image
 
@@ -207,10 +204,7 @@ def write_movie(result: xr.Dataset, path, *, fps: float = 10.0, format: str | No
             pictures[0].save(temporary, format="GIF", save_all=True, append_images=pictures[1:],
                              duration=int(round(1000 / fps)), loop=0)
         else:
-            _write_mp4(frames, temporary, fps)
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+            _write_mp4(frames, str(temporary), fps)
     return path
 
 

@@ -19,11 +19,12 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from nca_sim.files import atomic_output
 
 FORMAT_NAME = "nca-rule"
 FORMAT_VERSION = 1
@@ -268,19 +269,8 @@ def save_rule(rule: Rule, path: str | os.PathLike) -> Path:
     header["metadata"] = rule.metadata
     arrays = {"architecture": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)}
     arrays.update(rule.weights)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
-        # mkstemp creates the file readable by its owner only; give it the usual umask-based mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary, open(temporary, "wb") as handle:
+        np.savez(handle, **arrays)
     return path
 
 

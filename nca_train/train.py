@@ -23,7 +23,6 @@ import math
 import os
 import random
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from nca_sim.files import atomic_output
 
 from nca_train.checkpoint import capture_rng_states, load_checkpoint, restore_rng_states, save_checkpoint
 from nca_train.config import ConfigError, TrainConfig, survival_to_reset_probability, to_toml
@@ -185,14 +186,8 @@ def _all_finite(tensors) -> bool:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
 
 
 def _truncate_metrics(path: Path, last_iteration: int) -> None:

@@ -50,3 +50,8 @@ def test_compare_rejects_non_step_variable(tmp_path):
 def test_compare_needs_a_store():
     with pytest.raises(ValueError, match="no stores"):
         compare_runs([])
+
+
+def test_compare_rejects_unknown_variable(tmp_path):
+    with pytest.raises(ValueError, match="'nope' is not a per-step variable.*state_l1"):
+        compare_runs([write_store(tmp_path / "a.zarr")], variable="nope")

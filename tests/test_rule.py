@@ -166,3 +166,13 @@ def test_save_rule_keeps_old_file_on_failure(tmp_path):
         save_rule(rule, path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["rule.npz"]
+
+
+def test_saved_rule_has_umask_mode(tmp_path):
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    path = save_rule(random_rule(VARIANTS[1]), tmp_path / "rule.npz")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask

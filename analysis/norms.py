@@ -2,7 +2,7 @@
 
 A rule that stays bounded far beyond its training horizon keeps these norms
 saturating. A rule that does not lets them grow linearly or exponentially, or
-overflow to NaN and infinity. :mod:`analysis.growth` holds the classifier.
+overflow to NaN and infinity. :mod:`analysis.growth` contains the classifier.
 """
 
 from __future__ import annotations

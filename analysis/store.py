@@ -30,7 +30,7 @@ class MissingDataError(ValueError):
 
 @dataclass
 class StoreCheck:
-    """What :func:`open_store` found: progress, schema version and the gaps of a store."""
+    """Findings of :func:`open_store`: progress, schema version and the gaps of a store."""
 
     path: Path
     schema_version: object
@@ -139,7 +139,7 @@ def open_store(path) -> tuple[xr.Dataset, StoreCheck]:
 
 
 def require(dataset: xr.Dataset, check: StoreCheck, names, *, analysis: str, hint: str = "") -> None:
-    """Raise MissingDataError unless ``dataset`` holds every variable in ``names``."""
+    """Raise MissingDataError unless ``dataset`` contains every variable in ``names``."""
     absent = [name for name in names if name not in dataset.variables]
     if absent:
         message = f"{analysis} needs {', '.join(absent)}, which {check.path} does not hold"

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from cli.options import parse_size
+
 # Errors that mean "this analysis cannot run on this input"; they are printed as one message.
 _INPUT_ERRORS = (ValueError, FileNotFoundError, RuntimeError)
 
@@ -136,17 +138,6 @@ def iou(store, output, tolerance, baseline_steps, series_name, as_json):
     _emit("iou", rows, notes=notes, plot=output, as_json=as_json, final_mean_iou=result.attrs["final_mean_iou"])
 
 
-def _parse_size(text):
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    try:
-        values = [int(part) for part in parts]
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a size: expected N or HxW in pixels") from None
-    return (values[0], values[0]) if len(values) == 1 else tuple(values)
-
-
 @analyze.command()
 @click.option("--rule", "rule_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Rule file (.npz) written by `nca export`.")
@@ -181,7 +172,7 @@ def adversarial(rule_path, image, region, mask_path, size_text, step, target, it
     from nca_train.data.images import load_images
 
     try:
-        dataset = load_images(image, None if mask_path is None else mask_path, image_size=_parse_size(size_text))
+        dataset = load_images(image, None if mask_path is None else mask_path, image_size=parse_size(size_text))
         if len(dataset) == 0:
             raise ValueError(f"{image} could not be decoded as an image")
         picture, label = dataset[0]

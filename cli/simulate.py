@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from cli.options import parse_size
+
 SCHEDULES = ("sync", "bernoulli", "async", "clock")
 
 # Options that a resumed run takes from the store; passing one with --resume is an error.
@@ -16,22 +18,6 @@ _STORED_OPTIONS = (
     "steps", "schedule", "seed", "threads", "update_probability", "stats_interval", "snapshot_every",
     "record_state", "shift_every", "change", "max_shift", "input_source", "split", "size", "first_image", "clock_rates",
 )
-
-
-def parse_size(text: str | None) -> tuple[int, int] | None:
-    """Parse ``HxW`` (or ``N`` for a square) into ``(height, width)`` pixels."""
-    if text is None:
-        return None
-    parts = text.lower().split("x")
-    try:
-        values = [int(part) for part in parts]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values = values * 2
-    if len(values) != 2 or min(values) < 1:
-        raise click.BadParameter(f"{text!r} is not a size: expected HEIGHTxWIDTH in pixels, e.g. 64x64")
-    return values[0], values[1]
 
 
 def _load_inputs(source, split, size, first_image, count_for):

@@ -14,7 +14,7 @@ pixel_y, pixel_x
               the image and prediction grid (twice the state grid for the
               high-resolution variant, otherwise the same size).
 channel       state channels.
-class         output classes; coordinate ``class`` holds their names.
+class         output classes; coordinate ``class`` contains their names.
 image         the input images, in the order the run uses them.
 rgb           colour channels of an image.
 

@@ -135,3 +135,12 @@ def test_adversarial_command_on_simulated_rule(simulated_run, tmp_path):
     assert set(row) >= {"succeeded", "fraction", "l2", "linf", "outside_changed", "max_distance_px"}
     assert (tmp_path / "square.adversarial.png").is_file()
     assert (tmp_path / "square.adversarial-image.png").is_file()
+
+
+@pytest.mark.parametrize("size", ["0x12", "12x12x3", "ax3"])
+def test_adversarial_rejects_invalid_size(tmp_path, size):
+    Image.fromarray(np.zeros((12, 12, 3), np.uint8)).save(tmp_path / "image.png")
+    result = run("adversarial", "--rule", tmp_path / "rule.npz", tmp_path / "image.png",
+                 "--region", "box:1,1,4,4", "--size", size)
+    assert result.exit_code != 0
+    assert f"{size!r} is not a size" in result.output

@@ -1,4 +1,4 @@
-"""Growth classifier of analysis.growth on synthetic series with known answers."""
+"""Growth classifier of analysis.growth on synthetic series of known growth."""
 
 from __future__ import annotations
 

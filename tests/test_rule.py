@@ -1,4 +1,4 @@
-"""Rule files: round trip, validation and the errors a user sees."""
+"""Rule files: round trip, validation and the error messages."""
 
 from __future__ import annotations
 

@@ -422,7 +422,7 @@ def test_export_command(tmp_path, cli_run):
     assert not (tmp_path / "new.npz").exists()
 
 
-def test_load_checkpoint_of_other_files_is_one_short_message(tmp_path):
+def test_load_checkpoint_foreign_file_message(tmp_path):
     png = tmp_path / "photo.png"
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
     text = tmp_path / "config.toml"
@@ -433,7 +433,8 @@ def test_load_checkpoint_of_other_files_is_one_short_message(tmp_path):
         message = str(caught.value)
         assert message.startswith(f"{str(path)!r} is not a readable nca checkpoint (")
         assert message.endswith("give a checkpoint.pt written by `nca train`, or its run directory")
-        assert "\n" not in message and "weights_only" not in message
+        assert "\n" not in message
+        assert "weights_only" not in message
 
     rule_file = tmp_path / "rule.npz"
     rule_file.write_bytes(b"PK\x03\x04")

@@ -52,10 +52,12 @@ def evaluate(model_path, steps, data, split, size, batch_size, schedule, seed, t
     from nca_train.checkpoint import CheckpointError
     from nca_train.config import DataConfig
     from nca_train.data import open_dataset
+    from nca_train.allocator import keep_freed_memory
     from nca_train.evaluate import evaluate_model, format_table, load_model
 
     if schedule == "torch":
         torch.set_num_threads(threads or os.cpu_count() or 1)
+        keep_freed_memory()
     try:
         loaded = load_model(model_path)
     except (CheckpointError, ValueError) as error:

@@ -273,7 +273,8 @@ class Recorder:
                     f"{str(path)!r} exists and is not an nca trajectory store, so --overwrite will not delete it; "
                     "remove it yourself or choose another output path"
                 )
-            if not overwrite:
+            # An empty folder (made beforehand, say) is replaced like an absent store.
+            if not overwrite and _is_trajectory_store(path):
                 raise StoreError(
                     f"store {str(path)!r} already exists: continue it with --resume, replace it with "
                     "--overwrite, or choose another output path"

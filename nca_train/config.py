@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nca_sim.rule import NORMALIZATIONS, PADDINGS, PERCEPTIONS, Architecture
+from nca_train.lr_schedule import LR_SCHEDULES
 
 
 class ConfigError(ValueError):
@@ -66,11 +67,21 @@ class TrainingConfig:
 
     # Optimizer steps (iterations). One iteration is one mini-unroll of unroll_steps steps.
     # The default keeps a run with the default model and batch under 5 minutes on 2 CPU cores
-    # (5 to 12 s per iteration with PyTorch 2.13, idle or shared cores). It checks the
+    # (2.7 s per iteration with PyTorch 2.13 on idle cores, about 6 s on shared ones). It checks the
     # pipeline only: a useful model needs thousands of iterations (docs/training.md).
     iterations: int = 20
     batch_size: int = 32
     learning_rate: float = 3e-4
+    # How the learning rate changes over the iterations: constant, cosine or step
+    # (nca_train/lr_schedule.py). A cosine schedule spans training.iterations.
+    lr_schedule: str = "constant"
+    # Where the cosine schedule ends, at the last iteration.
+    min_learning_rate: float = 0.0
+    # Iterations of linear warmup from near 0 to learning_rate, before any schedule.
+    warmup_iterations: int = 0
+    # The step schedule multiplies the learning rate by lr_step_factor every lr_step_every iterations.
+    lr_step_every: int = 0
+    lr_step_factor: float = 0.1
     # T: the rollout length the model is trained for.
     target_steps: int = 40
     # K: steps back-propagated per iteration (the mini-unroll).
@@ -221,6 +232,8 @@ def validate(config: TrainConfig) -> None:
         ("training.unroll_steps", t.unroll_steps, 1),
         ("training.checkpoint_every", t.checkpoint_every, 1),
         ("training.threads", t.threads, 0),
+        ("training.warmup_iterations", t.warmup_iterations, 0),
+        ("training.lr_step_every", t.lr_step_every, 0),
     ):
         if value < minimum:
             raise ConfigError(f"{name}={value} is invalid: expected an integer >= {minimum}")
@@ -245,6 +258,22 @@ def validate(config: TrainConfig) -> None:
             raise ConfigError(f"{name}={value} is invalid: expected a finite number >= 0")
     if t.learning_rate == 0:
         raise ConfigError("training.learning_rate=0 is invalid: expected a positive learning rate such as 3e-4")
+    if t.lr_schedule not in LR_SCHEDULES:
+        raise ConfigError(
+            f"training.lr_schedule={t.lr_schedule!r} is not supported: use one of {', '.join(LR_SCHEDULES)}"
+        )
+    if not math.isfinite(t.min_learning_rate) or not 0 <= t.min_learning_rate <= t.learning_rate:
+        raise ConfigError(
+            f"training.min_learning_rate={t.min_learning_rate} is invalid: "
+            f"expected a number from 0 to training.learning_rate={t.learning_rate}"
+        )
+    if t.lr_schedule == "step" and t.lr_step_every == 0:
+        raise ConfigError(
+            "training.lr_schedule='step' needs training.lr_step_every >= 1, the iterations between decays "
+            "(--lr-step-every)"
+        )
+    if not math.isfinite(t.lr_step_factor) or not 0 < t.lr_step_factor <= 1:
+        raise ConfigError(f"training.lr_step_factor={t.lr_step_factor} is invalid: expected 0 < factor <= 1")
 
     if d.source and not Path(d.source).is_dir():
         raise ConfigError(

@@ -10,7 +10,8 @@ One iteration is one optimizer step:
 2. the loss is the pixel-wise cross-entropy (labels of -1 ignored), averaged over the
    (sample, step) pairs whose age is at least T / 3, so the model is judged only after
    it has had time to segment;
-3. Adam step, optional gradient-norm clipping, then the metrics line.
+3. Adam step at the learning rate of the schedule (:mod:`nca_train.lr_schedule`),
+   optional gradient-norm clipping, then the metrics line.
 
 The run directory contains ``config.toml``, ``metrics.jsonl``, ``checkpoint.pt`` and, at
 the end of a run, ``rule.npz``.
@@ -35,7 +36,9 @@ from nca_sim.files import atomic_output
 
 from nca_train.checkpoint import capture_rng_states, load_checkpoint, restore_rng_states, save_checkpoint
 from nca_train.config import ConfigError, TrainConfig, survival_to_reset_probability, to_toml
+from nca_train.allocator import keep_freed_memory
 from nca_train.export import export_rule
+from nca_train.lr_schedule import learning_rate_at
 from nca_train.metrics import batch_iou
 from nca_train.model import SegmentationNCA, count_parameters
 from nca_train.pools import SamplePool
@@ -181,6 +184,22 @@ def pool_batch(model, sampler: ImageSampler, pool: SamplePool, contents, side: i
     return images, labels, states, loss_mask, cases
 
 
+def describe_schedule(settings) -> str:
+    """Return the learning-rate schedule of ``settings`` (a TrainingConfig) in words."""
+    if settings.lr_schedule == "cosine":
+        text = (f"cosine from {settings.learning_rate:g} to {settings.min_learning_rate:g} "
+                f"at iteration {settings.iterations}")
+    elif settings.lr_schedule == "step":
+        text = (f"{settings.learning_rate:g}, multiplied by {settings.lr_step_factor:g} "
+                f"every {settings.lr_step_every} iterations")
+    else:
+        text = f"{settings.learning_rate:g}, constant"
+    if settings.warmup_iterations:
+        plural = "s" if settings.warmup_iterations > 1 else ""
+        text += f", after a linear warmup of {settings.warmup_iterations} iteration{plural}"
+    return text
+
+
 def _all_finite(tensors) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
@@ -269,8 +288,15 @@ def train(
     """
     run_dir = Path(run_dir)
     prepare_run_directory(run_dir, resume)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    metrics_path = run_dir / METRICS_NAME
+    payload = None
+    if resume:
+        payload = load_checkpoint(checkpoint_path)
+        check_resume_config(TrainConfig.from_dict(payload["config"], origin=str(checkpoint_path)), config)
     settings = config.training
     torch.set_num_threads(settings.threads or os.cpu_count() or 1)
+    keep_freed_memory()
 
     # -- random generators, model, optimizer -------------------------------------------
     torch.manual_seed(settings.seed)
@@ -299,19 +325,14 @@ def train(
         q_state = survival_to_reset_probability(settings.state_survival, K, T)
         pool = SamplePool(batch, q_image, q_state)
         log(f"pools: reset probability per mini-unroll {q_image:.3f} (image), {q_state:.3f} (state)")
+    log(f"learning rate: {describe_schedule(settings)}")
 
     # -- resume ----------------------------------------------------------------------------
     start_iteration = 0
     elapsed_before = 0.0
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    metrics_path = run_dir / METRICS_NAME
-    if resume:
-        payload = load_checkpoint(checkpoint_path)
-        check_resume_config(TrainConfig.from_dict(payload["config"], origin=str(checkpoint_path)), config)
+    if payload is not None:
         model.load_state_dict(payload["model"])
         optimizer.load_state_dict(payload["optimizer"])
-        for group in optimizer.param_groups:
-            group["lr"] = settings.learning_rate
         if pool is not None and payload["pool"] is not None:
             saved_pool = payload["pool"]
             pool.load_state_dict({
@@ -360,8 +381,23 @@ def train(
     last_loss = None
     stopped_by_time_limit = False
     iteration = start_iteration
+    def scheduled_learning_rate(iteration: int) -> float:
+        return learning_rate_at(
+            iteration,
+            schedule=settings.lr_schedule,
+            learning_rate=settings.learning_rate,
+            iterations=settings.iterations,
+            min_learning_rate=settings.min_learning_rate,
+            warmup_iterations=settings.warmup_iterations,
+            step_every=settings.lr_step_every,
+            step_factor=settings.lr_step_factor,
+        )
+
     with open(metrics_path, "a") as metrics_file:
         while iteration < settings.iterations:
+            learning_rate = scheduled_learning_rate(iteration + 1)
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate
             if pool is None:
                 images, labels, states, loss_mask, cases = fresh_batch(model, sampler, batch, side, T, rng)
             else:
@@ -400,6 +436,7 @@ def train(
             record = {
                 "iteration": iteration,
                 "loss": loss_value,
+                "learning_rate": learning_rate,
                 "iou": batch_iou(prediction, labels, arch.class_names)["per_class"],
                 "reset_gate_mean": reset_mean,
                 "cases": cases,

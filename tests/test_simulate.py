@@ -202,6 +202,14 @@ def test_new_run_rejects_existing_store(tmp_path, rule):
     assert replaced.steps_done == 3
 
 
+def test_new_run_fills_empty_folder(tmp_path, rule):
+    path = tmp_path / "made-beforehand.zarr"
+    path.mkdir()
+    summary = run_simulation(path, rule, make_inputs(count=1), SimulationSettings(steps=2))
+    assert summary.steps_done == 2
+    assert (path / "zarr.json").is_file()
+
+
 KILL_SCRIPT = """
 import sys
 import numpy as np

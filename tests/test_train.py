@@ -233,8 +233,11 @@ def test_existing_run_directory_needs_resume(tmp_path):
 def test_resume_rejects_changed_model(tmp_path):
     run_dir = tmp_path / "run"
     train(tiny_config(training={"iterations": 1}), run_dir, log=quiet)
+    messages = []
     with pytest.raises(ConfigError, match="cannot change on resume"):
-        train(tiny_config(model={"state_channels": 7}), run_dir, resume=True, log=quiet)
+        train(tiny_config(model={"state_channels": 7}), run_dir, resume=True, log=messages.append)
+    # The check comes before anything is built, so nothing misleading is printed first.
+    assert messages == []
 
 
 def test_divergence_stops_and_keeps_checkpoint(tmp_path):
@@ -449,3 +452,66 @@ def test_resume_of_run_with_zero_iterations(tmp_path):
     result = train(tiny_config(training={"iterations": 2}), run_dir, resume=True, log=quiet)
     assert result.iterations == 2
     assert [r["iteration"] for r in read_metrics(run_dir)] == [1, 2]
+
+
+# -- learning-rate schedules -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"training": {"lr_schedule": "linear"}}, "training.lr_schedule='linear' is not supported"),
+        ({"training": {"lr_schedule": "step"}}, "needs training.lr_step_every >= 1"),
+        ({"training": {"min_learning_rate": 1.0}}, "training.min_learning_rate=1.0 is invalid"),
+        ({"training": {"min_learning_rate": -1e-5}}, "training.min_learning_rate=-1e-05 is invalid"),
+        ({"training": {"lr_step_factor": 0.0}}, "training.lr_step_factor=0.0 is invalid"),
+        ({"training": {"lr_step_factor": 2.0}}, "training.lr_step_factor=2.0 is invalid"),
+        ({"training": {"warmup_iterations": -1}}, "training.warmup_iterations=-1 is invalid"),
+    ],
+)
+def test_config_bad_schedule_values(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_metrics_log_the_scheduled_learning_rate(tmp_path):
+    config = tiny_config(training={"iterations": 5, "learning_rate": 1e-2, "lr_schedule": "step",
+                                   "lr_step_every": 2, "lr_step_factor": 0.5, "warmup_iterations": 1})
+    messages = []
+    train(config, tmp_path / "run", log=messages.append)
+    logged = [record["learning_rate"] for record in read_metrics(tmp_path / "run")]
+    assert logged == pytest.approx([1e-2, 1e-2, 1e-2, 5e-3, 5e-3])
+    assert "learning rate: 0.01, multiplied by 0.5 every 2 iterations, after a linear warmup of 1 iteration" in messages
+    optimizer = load_checkpoint(tmp_path / "run")["optimizer"]
+    assert optimizer["param_groups"][0]["lr"] == pytest.approx(5e-3)
+
+
+def test_resume_continues_the_cosine_schedule_exactly(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    schedule = {"iterations": 6, "checkpoint_every": 1, "lr_schedule": "cosine", "learning_rate": 1e-2,
+                "min_learning_rate": 1e-3}
+    train(tiny_config(training=schedule), straight, log=quiet)
+    # A tiny time limit stops the run after its first iteration, with the same total of 6.
+    stopped = train(tiny_config(training={**schedule, "time_limit": 1e-9}), split, log=quiet)
+    assert stopped.stopped_by_time_limit and stopped.iterations == 1
+    train(tiny_config(training=schedule), split, resume=True, log=quiet)
+
+    straight_records, split_records = read_metrics(straight), read_metrics(split)
+    assert [r["learning_rate"] for r in split_records] == [r["learning_rate"] for r in straight_records]
+    assert straight_records[-1]["learning_rate"] == pytest.approx(1e-3)
+    assert [r["loss"] for r in split_records] == [r["loss"] for r in straight_records]
+    a, b = load_checkpoint(straight), load_checkpoint(split)
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+
+
+def test_train_command_schedule_options(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", *TINY_OPTIONS, "--out", str(out), "--lr", "0.01", "--lr-schedule",
+                                       "cosine", "--min-lr", "0.001", "--warmup-iterations", "1"])
+    assert result.exit_code == 0, result.output
+    assert "learning rate: cosine from 0.01 to 0.001 at iteration 3, after a linear warmup of 1 iteration" in result.output
+    logged = [record["learning_rate"] for record in read_metrics(out)]
+    assert logged == pytest.approx([0.01, 0.01, 0.001])
+    config = load_config(out / "config.toml")
+    assert (config.training.lr_schedule, config.training.min_learning_rate) == ("cosine", 0.001)

@@ -3,11 +3,13 @@
 Each item is drawn on the fly from ``numpy.random.default_rng([seed, split, index])``,
 so an item depends only on those three numbers and the image size. An image
 contains one object (two in 30% of the items) of one shape kind: ellipse, regular
-polygon, star or blob. The object and the background each get a texture of a
-different kind (stripes, checks, smooth noise or a gradient) between two colours.
-All colours are drawn uniformly from the RGB cube, and half of the objects share
-one colour with their background. So object and background pixels have the same
-colour distribution over the dataset, and only texture and shape tell them apart.
+polygon, star or blob. Objects get a fine texture (stripes with a period of 5 to 11
+pixels at 64x64, or checks of that size), backgrounds a smooth one (value noise or a
+gradient), each between two colours; 70% of the textures of either kind are cut into
+two flat tones. All colours are drawn uniformly from the RGB cube, and half of the
+objects share one colour with their background. So object and background pixels
+have nearly the same colour distribution over the dataset: texture and shape tell
+them apart, and a cell finds the texture by comparing its colour with its neighbours'.
 Labels are 0 = background, 1 = object, 2 = boundary, with the boundary band of
 :func:`~nca_train.data.masks.derive_boundary` at the item's resolution.
 """
@@ -23,7 +25,17 @@ from nca_train.data.listing import check_split
 from nca_train.data.masks import DEFAULT_BOUNDARY_WIDTH, derive_boundary
 
 SHAPE_KINDS = ("ellipse", "polygon", "star", "blob")
-TEXTURE_KINDS = ("stripes", "checks", "noise", "gradient")
+OBJECT_TEXTURES = ("stripes", "checks")
+BACKGROUND_TEXTURES = ("noise", "gradient")
+
+# Probability that a texture is thresholded at its middle into two flat tones (sharp
+# stripes, or a background split into two regions by a smooth edge). Objects and
+# backgrounds share it, which keeps their colour distributions alike.
+_TWO_TONE_PROBABILITY = 0.7
+
+# Smallest RGB distance between the two colours of a texture, so that an object's texture
+# is visible. Backgrounds obey it too, so that both keep the same colour distribution.
+_MIN_CONTRAST = 0.4
 
 # Size used when the caller asks for native size (image_size=None): synthetic
 # images have no native size.
@@ -38,17 +50,14 @@ _SPLIT_KEYS = {"train": 0, "test": 1}
 
 def _stripes(rng: np.random.Generator, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     angle = rng.uniform(0.0, math.pi)
-    frequency = rng.uniform(3.0, 8.0)  # cycles per shorter image side
+    frequency = rng.uniform(6.0, 14.0)  # cycles per shorter image side
     phase = rng.uniform(0.0, 2.0 * math.pi)
-    wave = 0.5 + 0.5 * np.sin(2.0 * math.pi * frequency * (x * math.cos(angle) + y * math.sin(angle)) + phase)
-    if rng.random() < 0.5:
-        return (wave > 0.5).astype(np.float64)
-    return wave
+    return 0.5 + 0.5 * np.sin(2.0 * math.pi * frequency * (x * math.cos(angle) + y * math.sin(angle)) + phase)
 
 
 def _checks(rng: np.random.Generator, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     angle = rng.uniform(0.0, 0.5 * math.pi)
-    frequency = rng.uniform(2.5, 6.0)
+    frequency = rng.uniform(3.0, 7.0)  # checks of 4.6 to 11 pixels at 64x64
     u = x * math.cos(angle) + y * math.sin(angle)
     v = -x * math.sin(angle) + y * math.cos(angle)
     phase_u, phase_v = rng.uniform(0.0, 2.0 * math.pi, size=2)
@@ -58,7 +67,7 @@ def _checks(rng: np.random.Generator, y: np.ndarray, x: np.ndarray) -> np.ndarra
 
 def _noise(rng: np.random.Generator, y: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Value noise: random values on a coarse grid, bilinearly interpolated."""
-    cells = rng.uniform(3.0, 9.0)  # grid cells per shorter image side
+    cells = rng.uniform(2.0, 5.0)  # grid cells per shorter image side
     grid_y = y[:, 0] * cells
     grid_x = x[0, :] * cells
     grid = rng.random((int(grid_y[-1]) + 2, int(grid_x[-1]) + 2))
@@ -82,6 +91,14 @@ def _gradient(rng: np.random.Generator, y: np.ndarray, x: np.ndarray) -> np.ndar
 
 
 _TEXTURES = {"stripes": _stripes, "checks": _checks, "noise": _noise, "gradient": _gradient}
+
+
+def _colour_pair(rng: np.random.Generator) -> np.ndarray:
+    """Draw two colours uniformly from the RGB cube, at least ``_MIN_CONTRAST`` apart."""
+    while True:
+        colours = rng.random((2, 3))
+        if np.linalg.norm(colours[1] - colours[0]) >= _MIN_CONTRAST:
+            return colours
 
 
 def _shape_mask(rng: np.random.Generator, kind: str, y: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -144,15 +161,20 @@ def make_synthetic_item(
     y = ((np.arange(height) + 0.5) / unit)[:, None] + np.zeros((1, width))
     x = ((np.arange(width) + 0.5) / unit)[None, :] + np.zeros((height, 1))
 
-    background_kind, object_kind = rng.choice(len(TEXTURE_KINDS), size=2, replace=False)
-    background_colours = rng.random((2, 3))
-    object_colours = rng.random((2, 3))
+    background_kind = BACKGROUND_TEXTURES[int(rng.integers(len(BACKGROUND_TEXTURES)))]
+    object_kind = OBJECT_TEXTURES[int(rng.integers(len(OBJECT_TEXTURES)))]
+    background_colours = _colour_pair(rng)
+    object_colours = _colour_pair(rng)
     if rng.random() < 0.5:
         object_colours[0] = background_colours[int(rng.integers(2))]
+        while np.linalg.norm(object_colours[1] - object_colours[0]) < _MIN_CONTRAST:
+            object_colours[1] = rng.random(3)
 
-    def paint(kind_index: int, colours: np.ndarray) -> np.ndarray:
-        pattern = _TEXTURES[TEXTURE_KINDS[kind_index]](rng, y, x)[..., None]
-        return colours[0] + pattern * (colours[1] - colours[0])
+    def paint(kind: str, colours: np.ndarray) -> np.ndarray:
+        pattern = _TEXTURES[kind](rng, y, x)
+        if rng.random() < _TWO_TONE_PROBABILITY:
+            pattern = (pattern > 0.5).astype(np.float64)
+        return colours[0] + pattern[..., None] * (colours[1] - colours[0])
 
     background = paint(background_kind, background_colours)
     foreground = paint(object_kind, object_colours)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -17,16 +18,17 @@ SCHEDULES = ("sync", "bernoulli", "async", "clock")
 _STORED_OPTIONS = (
     "steps", "schedule", "seed", "threads", "update_probability", "stats_interval", "snapshot_every",
     "record_state", "shift_every", "change", "max_shift", "input_source", "split", "size", "first_image", "clock_rates",
+    "boundary_width",
 )
 
 
-def _load_inputs(source, split, size, first_image, count_for):
+def _load_inputs(source, split, size, first_image, count_for, boundary_width):
     """Read the images a run shows from a dataset; return ``(images, labels or None, description)``."""
     import numpy as np
 
     from nca_train.data import open_dataset
 
-    dataset = open_dataset(source or None, split=split, image_size=size)
+    dataset = open_dataset(source or None, split=split, image_size=size, boundary_width=boundary_width)
     available = len(dataset)
     if available == 0:
         raise click.ClickException(f"input {source or 'synthetic'!r} (split {split!r}) has no images")
@@ -72,7 +74,10 @@ def _print_summary(summary, class_names, as_json: bool) -> None:
     click.echo(f"wall time:   {summary.wall_seconds:.2f} s")
     click.echo(f"cell updates per second: {summary.updates_per_second:,.0f}")
     if summary.final_iou is not None:
-        per_class = ", ".join(f"{name} {value:.3f}" for name, value in zip(class_names, summary.final_iou))
+        # A class absent from the labels and the prediction has no IoU (NaN) and prints as "-".
+        per_class = ", ".join(
+            f"{name} {'-' if math.isnan(value) else f'{value:.3f}'}" for name, value in zip(class_names, summary.final_iou)
+        )
         click.echo(f"final IoU:   {per_class} (mean {summary.final_mean_iou:.3f})")
     click.echo(f"store:       {summary.path}")
 
@@ -110,6 +115,9 @@ def _print_summary(summary, class_names, as_json: bool) -> None:
               help="Split of a dataset input.")
 @click.option("--size", help="Image size HxW in pixels that inputs are resized to (the state grid is half "
                              "of it for high-resolution rules). Default: the input's own size.")
+@click.option("--boundary-width", type=click.IntRange(min=0),
+              help="Width in pixels of the boundary band derived around binary masks (and synthetic objects); "
+                   "0 for none.  [default: the width the rule was trained with, else 2]")
 @click.option("--first-image", type=click.IntRange(min=0), default=0, show_default=True,
               help="Index of the first input image in the dataset.")
 @click.option("--clock-rates", help="Per-cell rates of the clock schedule: 'constant:R' or 'uniform:LOW,HIGH' "
@@ -120,7 +128,7 @@ def _print_summary(summary, class_names, as_json: bool) -> None:
 @click.pass_context
 def simulate(ctx, rule_path, steps, output, schedule, seed, threads, update_probability, stats_interval,
              snapshot_every, record_state, shift_every, change, max_shift, input_source, split, size, first_image,
-             clock_rates, resume, overwrite, as_json):
+             boundary_width, clock_rates, resume, overwrite, as_json):
     """Simulate a rule on an image, or a changing sequence of images, and record the trajectory.
 
     The store is written while the run goes: a killed run leaves every saved step
@@ -175,10 +183,15 @@ def simulate(ctx, rule_path, steps, output, schedule, seed, threads, update_prob
             source = sources[0]
         else:
             source = sources
+        if boundary_width is None:
+            from nca_train.data.masks import DEFAULT_BOUNDARY_WIDTH
+
+            boundary_width = int(rule.metadata.get("boundary_width", DEFAULT_BOUNDARY_WIDTH))
         try:
             images, labels, description = _load_inputs(
                 source, split, parse_size(size), first_image,
                 lambda available: images_needed(steps, shift_every, change, available),
+                boundary_width,
             )
         except (ValueError, FileNotFoundError) as error:
             raise click.ClickException(str(error)) from error

@@ -441,7 +441,9 @@ class Recorder:
 
         slot = 1 - self._resume_slot if self._resume_slot >= 0 else 0
         self._write_resume_slot(slot, last, resume_state)
-        self._group.attrs.update(
+        # One metadata write: zarr's attrs.update would write zarr.json once per key, and a
+        # kill between those writes left steps_done pointing at the other resume slot.
+        self._group.update_attributes(
             {"steps_done": last, "resume_slot": slot, "complete": last >= self.layout.steps}
         )
         self.steps_done = last

@@ -47,5 +47,9 @@ def export_checkpoint(
     """Write the rule file of the model in a checkpoint; see :func:`export_rule` for errors."""
     payload = load_checkpoint(checkpoint_path)
     model = model_from_checkpoint(payload)
-    metadata = {"source": "nca_train checkpoint", "iteration": int(payload["iteration"])}
+    metadata = {
+        "source": "nca_train checkpoint",
+        "iteration": int(payload["iteration"]),
+        "boundary_width": int(payload["config"]["data"]["boundary_width"]),
+    }
     return export_rule(model, rule_path, metadata=metadata, force=force)

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 from nca_sim.files import atomic_output
 
+from nca_train.allocator import keep_freed_memory
 from nca_train.checkpoint import capture_rng_states, load_checkpoint, restore_rng_states, save_checkpoint
 from nca_train.config import ConfigError, TrainConfig, survival_to_reset_probability, to_toml
-from nca_train.allocator import keep_freed_memory
 from nca_train.export import export_rule
 from nca_train.lr_schedule import learning_rate_at
 from nca_train.metrics import batch_iou
@@ -381,9 +381,10 @@ def train(
     last_loss = None
     stopped_by_time_limit = False
     iteration = start_iteration
-    def scheduled_learning_rate(iteration: int) -> float:
+
+    def scheduled_learning_rate(number: int) -> float:
         return learning_rate_at(
-            iteration,
+            number,
             schedule=settings.lr_schedule,
             learning_rate=settings.learning_rate,
             iterations=settings.iterations,
@@ -462,6 +463,7 @@ def train(
         elapsed = elapsed_before
         if not checkpoint_path.exists():
             write_checkpoint(iteration, elapsed)
-    export_rule(model, run_dir / RULE_NAME, metadata={"iteration": iteration}, force=True)
+    metadata = {"iteration": iteration, "boundary_width": config.data.boundary_width}
+    export_rule(model, run_dir / RULE_NAME, metadata=metadata, force=True)
     log(f"wrote {checkpoint_path}, {metrics_path} and {run_dir / RULE_NAME} after {iteration} iterations")
     return TrainResult(run_dir, iteration, last_loss, stopped_by_time_limit, elapsed)

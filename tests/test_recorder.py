@@ -258,6 +258,31 @@ def test_resume_slots_alternate(tmp_path, rule):
     assert slots in ([0, 1, 0], [1, 0, 1])
 
 
+def test_flush_commits_root_attributes_in_one_write(tmp_path, rule, monkeypatch):
+    """steps_done and resume_slot change together: a kill between two writes would split them."""
+    from zarr.storage import LocalStore
+
+    path = tmp_path / "run.zarr"
+    write_store(path, rule, last_step=3, buffer_steps=2)
+    root_writes = []
+    original_set = LocalStore.set
+
+    async def counting_set(self, key, value, *args, **kwargs):
+        if key == "zarr.json":
+            root_writes.append(json.loads(value.to_bytes())["attributes"])
+        return await original_set(self, key, value, *args, **kwargs)
+
+    monkeypatch.setattr(LocalStore, "set", counting_set)
+    with Recorder.open(path, buffer_steps=1) as recorder:
+        recorder.append(4, {"updates": 4}, classes=np.zeros((6, 5)), state=step_state(4))
+        before = len(root_writes)
+        recorder.flush(resume_for(4))
+        flush_writes = root_writes[before:]
+    assert len(flush_writes) == 1
+    assert flush_writes[0]["steps_done"] == 4
+    assert flush_writes[0]["resume_slot"] == recorder.attrs["resume_slot"]
+
+
 def test_existing_store_rejected(tmp_path, rule):
     path = tmp_path / "run.zarr"
     write_store(path, rule)

@@ -20,7 +20,7 @@ from PIL import Image
 from nca_sim.engine import Simulator
 from nca_sim.inputs import InputSequence
 from nca_sim.metrics import segmentation_iou
-from nca_sim.rule import Architecture, save_rule
+from nca_sim.rule import Architecture, Rule, save_rule
 from nca_sim.schema import RECORDER_ATTRS, REQUIRED_ATTRS
 from nca_sim.simulate import SimulationSettings, clock_rate_grid, parse_clock_rates, run_simulation
 from nca_sim.store import StoreError, open_run
@@ -401,6 +401,25 @@ def test_command_rejects_bad_options(tmp_path, rule_file, args, message):
     assert result.exit_code != 0
     assert message in result.output
     assert not (tmp_path / "run.zarr").exists()
+
+
+def stored_labels(path):
+    return xr.open_zarr(path)["labels"].values
+
+
+def test_command_boundary_width_option_and_rule_metadata(tmp_path, rule):
+    common = ["--steps", 2, "--size", "32x32"]
+    plain_rule = save_rule(rule, tmp_path / "plain.npz")
+    assert invoke("--rule", plain_rule, *common, "-o", tmp_path / "default.zarr").exit_code == 0
+    assert (stored_labels(tmp_path / "default.zarr") == 2).any()
+
+    assert invoke("--rule", plain_rule, *common, "--boundary-width", 0, "-o", tmp_path / "none.zarr").exit_code == 0
+    assert set(np.unique(stored_labels(tmp_path / "none.zarr"))) == {0, 1}
+
+    # A rule trained without a boundary band says so in its metadata, and that becomes the default.
+    binary_rule = save_rule(Rule(rule.architecture, rule.weights, {"boundary_width": 0}), tmp_path / "binary.npz")
+    assert invoke("--rule", binary_rule, *common, "-o", tmp_path / "from-rule.zarr").exit_code == 0
+    assert set(np.unique(stored_labels(tmp_path / "from-rule.zarr"))) == {0, 1}
 
 
 def test_command_resume_needs_store(rule_file):

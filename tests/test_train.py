@@ -410,6 +410,9 @@ def test_export_command(tmp_path, cli_run):
     assert result.exit_code == 0, result.output
     exported = load_rule(output)
     assert exported.weights_sha256() == load_rule(run_dir / "rule.npz").weights_sha256()
+    # The boundary width of the training labels travels with the rule, for nca simulate.
+    assert exported.metadata["boundary_width"] == 2
+    assert load_rule(run_dir / "rule.npz").metadata["boundary_width"] == 2
 
     result = runner.invoke(main, ["export", str(run_dir), "-o", str(output)])
     assert result.exit_code != 0

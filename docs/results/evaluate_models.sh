@@ -15,8 +15,8 @@ mkdir -p "$OUT"
 
 for name in "$@"; do
     case $name in
-        horse*) data=$DATA/weizmann-horse ;;
-        pets*) data=$DATA/oxford-pet-mini ;;
+        horse*) data=$DATA/weizmann-horse; width=0 ;;
+        pets*) data=$DATA/oxford-pet-mini; width=2 ;;
         *) echo "unknown run name $name: expected horse... or pets..." >&2; exit 2 ;;
     esac
     run=$RUNS/$name
@@ -25,8 +25,9 @@ for name in "$@"; do
         nca evaluate "$run" --data "$data" --split test --steps $STEPS --schedule $schedule --json \
             > "$OUT/$name.$schedule.json"
     done
+    # The horse rules were trained on binary labels; older rule files do not record that.
     nca simulate --rule "$run/rule.npz" --input "$data" --split test --size 64x64 --steps 2000 \
-        --shift-every 40 --change swap --overwrite -o "$OUT/$name.zarr"
+        --shift-every 40 --change swap --boundary-width $width --overwrite -o "$OUT/$name.zarr"
     nca analyze norms "$OUT/$name.zarr" --json > "$OUT/$name.norms.json"
     nca analyze iou "$OUT/$name.zarr" --json > "$OUT/$name.iou.json"
 done

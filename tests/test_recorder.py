@@ -258,7 +258,7 @@ def test_resume_slots_alternate(tmp_path, rule):
     assert slots in ([0, 1, 0], [1, 0, 1])
 
 
-def test_flush_commits_root_attributes_in_one_write(tmp_path, rule, monkeypatch):
+def test_flush_writes_root_once(tmp_path, rule, monkeypatch):
     """steps_done and resume_slot change together: a kill between two writes would split them."""
     from zarr.storage import LocalStore
 

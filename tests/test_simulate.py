@@ -407,7 +407,7 @@ def stored_labels(path):
     return xr.open_zarr(path)["labels"].values
 
 
-def test_command_boundary_width_option_and_rule_metadata(tmp_path, rule):
+def test_command_boundary_width(tmp_path, rule):
     common = ["--steps", 2, "--size", "32x32"]
     plain_rule = save_rule(rule, tmp_path / "plain.npz")
     assert invoke("--rule", plain_rule, *common, "-o", tmp_path / "default.zarr").exit_code == 0
@@ -416,7 +416,7 @@ def test_command_boundary_width_option_and_rule_metadata(tmp_path, rule):
     assert invoke("--rule", plain_rule, *common, "--boundary-width", 0, "-o", tmp_path / "none.zarr").exit_code == 0
     assert set(np.unique(stored_labels(tmp_path / "none.zarr"))) == {0, 1}
 
-    # A rule trained without a boundary band says so in its metadata, and that becomes the default.
+    # A rule trained without a boundary band records that in its metadata, which sets the default.
     binary_rule = save_rule(Rule(rule.architecture, rule.weights, {"boundary_width": 0}), tmp_path / "binary.npz")
     assert invoke("--rule", binary_rule, *common, "-o", tmp_path / "from-rule.zarr").exit_code == 0
     assert set(np.unique(stored_labels(tmp_path / "from-rule.zarr"))) == {0, 1}

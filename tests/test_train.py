@@ -477,7 +477,7 @@ def test_config_bad_schedule_values(overrides, message):
         load_config(None, overrides)
 
 
-def test_metrics_log_the_scheduled_learning_rate(tmp_path):
+def test_metrics_log_learning_rate(tmp_path):
     config = tiny_config(training={"iterations": 5, "learning_rate": 1e-2, "lr_schedule": "step",
                                    "lr_step_every": 2, "lr_step_factor": 0.5, "warmup_iterations": 1})
     messages = []
@@ -489,7 +489,7 @@ def test_metrics_log_the_scheduled_learning_rate(tmp_path):
     assert optimizer["param_groups"][0]["lr"] == pytest.approx(5e-3)
 
 
-def test_resume_continues_the_cosine_schedule_exactly(tmp_path):
+def test_resume_continues_cosine_schedule(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     schedule = {"iterations": 6, "checkpoint_every": 1, "lr_schedule": "cosine", "learning_rate": 1e-2,
                 "min_learning_rate": 1e-3}

@@ -13,12 +13,12 @@ mkdir -p "$OUT"
 # 8.2K parameters (9.8K with the reset gate).
 MODEL="--state-channels 24 --hidden-channels 64 --num-layers 3 --perception depthwise --no-residual"
 
-# train_cosine RUN_DIR MINUTES ITERATIONS OPTIONS...: cosine from 1e-2 to 5e-5 over ITERATIONS,
-# which should fit in MINUTES on 2 idle cores; the time limit only guards against a slower machine.
+# train_cosine RUN_DIR MINUTES ITERATIONS PEAK_LR MIN_LR OPTIONS...: cosine from PEAK_LR to MIN_LR over
+# ITERATIONS, which should fit in MINUTES on 2 idle cores; the time limit guards against a slower machine.
 train_cosine() {
-    local run=$1 minutes=$2 iterations=$3
-    shift 3
-    nca train --out "$run" "$@" --batch-size 8 --grad-clip 1.0 --lr 1e-2 --lr-schedule cosine --min-lr 5e-5 \
+    local run=$1 minutes=$2 iterations=$3 peak=$4 minimum=$5
+    shift 5
+    nca train --out "$run" "$@" --batch-size 8 --grad-clip 1.0 --lr "$peak" --lr-schedule cosine --min-lr "$minimum" \
         --warmup-iterations 50 --iterations "$iterations" --time-limit "$minutes" --checkpoint-every 250 --threads 2
 }
 
@@ -37,7 +37,7 @@ train_in_phases() {
 }
 
 if [[ $JOB == all || $JOB == horse ]]; then
-    train_cosine "$OUT/horse" 30 5000 --data "$DATA/weizmann-horse" --boundary-width 0 $MODEL
+    train_cosine "$OUT/horse" 30 4800 4e-3 2e-5 --data "$DATA/weizmann-horse" --boundary-width 0 $MODEL
 fi
 if [[ $JOB == all || $JOB == horse-reset ]]; then
     train_in_phases "$OUT/horse-reset" 30 --data "$DATA/weizmann-horse" --boundary-width 0 --reset-gate
@@ -50,5 +50,5 @@ if [[ $JOB == all || $JOB == pets-reset ]]; then
 fi
 if [[ $JOB == all || $JOB == default ]]; then
     # The rule shipped as nca_sim/default_rule/default.npz: 9.8K parameters, the built-in synthetic dataset.
-    train_cosine "$OUT/default" 10 1000 $MODEL --reset-gate
+    train_cosine "$OUT/default" 10 1000 1e-2 5e-5 $MODEL --reset-gate
 fi

@@ -53,6 +53,13 @@ def _load_inputs(source, split, size, first_image, count_for, boundary_width):
     return images, labels, description
 
 
+def _format_iou(value: float) -> str:
+    """Return an IoU with 3 decimals, or "-" for a class absent from labels and prediction (NaN)."""
+    if math.isnan(value):
+        return "-"
+    return f"{value:.3f}"
+
+
 def _print_summary(summary, class_names, as_json: bool) -> None:
     if as_json:
         record = {
@@ -74,10 +81,7 @@ def _print_summary(summary, class_names, as_json: bool) -> None:
     click.echo(f"wall time:   {summary.wall_seconds:.2f} s")
     click.echo(f"cell updates per second: {summary.updates_per_second:,.0f}")
     if summary.final_iou is not None:
-        # A class absent from the labels and the prediction has no IoU (NaN) and prints as "-".
-        per_class = ", ".join(
-            f"{name} {'-' if math.isnan(value) else f'{value:.3f}'}" for name, value in zip(class_names, summary.final_iou)
-        )
+        per_class = ", ".join(f"{name} {_format_iou(value)}" for name, value in zip(class_names, summary.final_iou))
         click.echo(f"final IoU:   {per_class} (mean {summary.final_mean_iou:.3f})")
     click.echo(f"store:       {summary.path}")
 

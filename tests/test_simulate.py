@@ -458,3 +458,10 @@ def test_command_imports_no_torch(tmp_path, rule_file):
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO_ROOT)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "ok"
+
+
+def test_summary_formats_missing_iou():
+    from cli.simulate import _format_iou
+
+    assert _format_iou(float("nan")) == "-"
+    assert _format_iou(0.12345) == "0.123"

@@ -14,7 +14,7 @@ mkdir -p "$OUT"
 MODEL="--state-channels 24 --hidden-channels 64 --num-layers 3 --perception depthwise --no-residual"
 
 # train_cosine RUN_DIR MINUTES ITERATIONS PEAK_LR MIN_LR OPTIONS...: cosine from PEAK_LR to MIN_LR over
-# ITERATIONS, which should fit in MINUTES on 2 idle cores; the time limit guards against a slower machine.
+# ITERATIONS, sized to fit in MINUTES on 2 idle cores. The time limit only stops a slower machine.
 train_cosine() {
     local run=$1 minutes=$2 iterations=$3 peak=$4 minimum=$5
     shift 5

@@ -5,7 +5,7 @@ so an item depends only on those three numbers and the image size. An image
 contains one object (two in 30% of the items) of one shape kind: ellipse, regular
 polygon, star or blob. Objects get a fine texture (stripes with a period of 5 to 11
 pixels at 64x64, or checks of that size), backgrounds a smooth one (value noise or a
-gradient), each between two colours; 70% of the textures of either kind are cut into
+gradient), each between two colours. 70% of the textures of either kind are cut into
 two flat tones. All colours are drawn uniformly from the RGB cube, and half of the
 objects share one colour with their background. So object and background pixels
 have nearly the same colour distribution over the dataset: texture and shape tell
